@@ -20,12 +20,14 @@ def password() -> str:
 
 @pytest.fixture
 def user(db: None) -> User:
-    return UserFactory()
+    created: User = UserFactory.create()
+    return created
 
 
 @pytest.fixture
 def staff_user(db: None) -> User:
-    return StaffFactory()
+    created: User = StaffFactory.create()
+    return created
 
 
 @pytest.fixture

@@ -21,11 +21,13 @@ class TokenOutput(serializers.ModelSerializer[ApiToken]):
         fields = ("id", "name", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at")
 
 
-class TokenCreatedOutput(TokenOutput):
+class TokenCreatedOutput(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
     token = serializers.CharField(help_text="The secret. Shown only in this response.")
-
-    class Meta(TokenOutput.Meta):
-        fields = (*TokenOutput.Meta.fields, "token")
 
 
 class ApiLoginView(APIView):

@@ -79,7 +79,7 @@ class MfaRequiredMiddleware:
         view_args: tuple[Any, ...],
         view_kwargs: dict[str, Any],
     ) -> HttpResponse | None:
-        user = request.user
+        user: Any = request.user
         if not user.is_authenticated or user.is_verified() or _view_is_exempt(view_func):
             return None
         if _is_api(request):
@@ -91,9 +91,7 @@ class MfaRequiredMiddleware:
                 status=403,
             )
         target = (
-            "accounts:mfa-verify"
-            if user_has_confirmed_totp(user=user)  # type: ignore[arg-type]
-            else "accounts:mfa-setup"
+            "accounts:mfa-verify" if user_has_confirmed_totp(user=user) else "accounts:mfa-setup"
         )
         return HttpResponseRedirect(
             f"{reverse(target)}?{urlencode({'next': request.get_full_path()})}"

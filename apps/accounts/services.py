@@ -50,6 +50,13 @@ class OtpInvalid(DomainError):
     status_code = 400
 
 
+def _request_user(request: HttpRequest) -> User:
+    user = request.user
+    if not isinstance(user, User) or not user.is_authenticated:
+        raise Forbidden("Sign in first.", code="not_authenticated")
+    return user
+
+
 # --- Sign-up and email verification ----------------------------------------------------------
 
 
@@ -189,7 +196,7 @@ def lockout_message() -> str:
 
 
 def auth_logout(*, request: HttpRequest) -> None:
-    user = request.user
+    user: Any = request.user
     with transaction.atomic():
         if user.is_authenticated:
             UserSession.objects.filter(session_key=request.session.session_key).delete()
@@ -210,7 +217,7 @@ def _session_store_delete(session_key: str) -> None:
 
 def user_sessions_revoke_others(*, request: HttpRequest) -> int:
     """Sign out every other session of the current user (server-side deletion)."""
-    user = request.user
+    user = _request_user(request)
     current = request.session.session_key
     with transaction.atomic():
         others = list(
@@ -232,7 +239,7 @@ def user_sessions_revoke_others(*, request: HttpRequest) -> int:
 
 
 def user_session_revoke(*, request: HttpRequest, session_id: int) -> None:
-    user = request.user
+    user = _request_user(request)
     with transaction.atomic():
         row = UserSession.objects.filter(user=user, pk=session_id).first()
         if row is None:
@@ -277,7 +284,7 @@ def mfa_totp_enrollment_confirm(*, request: HttpRequest, device_id: int, token: 
 
     Replaces any previously confirmed authenticator, so a user can move to a new phone.
     """
-    user = request.user
+    user = _request_user(request)
     token = token.strip().replace(" ", "")
     with transaction.atomic():
         device = (
@@ -314,7 +321,7 @@ def mfa_verify(*, request: HttpRequest, token: str) -> Device:
     django-otp rejects a TOTP code at or before the last accepted time step (no replay), burns
     a backup code on use, and throttles repeated failures per device.
     """
-    user = request.user
+    user = _request_user(request)
     token = token.strip().replace(" ", "")
     with transaction.atomic():
         device = match_token(user, token) if token else None
@@ -336,7 +343,7 @@ def mfa_verify(*, request: HttpRequest, token: str) -> Device:
 
 
 def mfa_backup_codes_regenerate(*, request: HttpRequest) -> list[str]:
-    user = request.user
+    user = _request_user(request)
     with transaction.atomic():
         codes = _backup_codes_replace(user=user)
         audit_record(
@@ -352,7 +359,7 @@ def api_token_create(
     *, request: HttpRequest, name: str, ttl_days: int | None = None
 ) -> tuple[ApiToken, str]:
     """Create a token for the signed-in, OTP-verified user. Returns (token row, raw secret)."""
-    user = request.user
+    user = _request_user(request)
     if not (user.is_authenticated and getattr(user, "otp_device", None) is not None):
         raise Forbidden(
             "API tokens can only be created from a session verified with your authenticator.",
@@ -387,7 +394,7 @@ def api_token_create(
 
 
 def api_token_revoke(*, request: HttpRequest, token_id: int) -> ApiToken:
-    user = request.user
+    user = _request_user(request)
     with transaction.atomic():
         token = ApiToken.objects.select_for_update().filter(pk=token_id, user=user).first()
         if token is None:

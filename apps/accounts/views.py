@@ -65,7 +65,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "accounts/home.html",
-        {"eligibility": trading_eligibility(user=request.user)},  # type: ignore[arg-type]
+        {"eligibility": trading_eligibility(user=request.user)},
     )
 
 

@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 from django.conf import settings
 from django.contrib.sessions.models import Session
@@ -10,7 +12,7 @@ from tests.factories import TOTPDeviceFactory, totp_now
 pytestmark = pytest.mark.django_db
 
 
-def _attempt(client: Client, email: str, password: str) -> object:
+def _attempt(client: Client, email: str, password: str) -> Any:
     return client.post(reverse("accounts:login"), {"email": email, "password": password})
 
 
@@ -45,7 +47,7 @@ def test_api_login_lockout_is_json(user: User) -> None:
 def _full_login(user: User, password: str, device: object, ua: str, step: int) -> Client:
     client = Client(HTTP_USER_AGENT=ua)
     client.post(reverse("accounts:login"), {"email": user.email, "password": password})
-    client.post(reverse("accounts:mfa-verify"), {"code": totp_now(device, offset_steps=step)})  # type: ignore[arg-type]
+    client.post(reverse("accounts:mfa-verify"), {"code": totp_now(device, offset_steps=step)})
     assert client.get(reverse("accounts:security")).status_code == 200
     return client
 

@@ -1,4 +1,5 @@
 import re
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.django_db
 STRONG = "Blue-Kettle-Orbit-77"
 
 
-def _signup(client: Client, email: str = "new@example.com", password: str = STRONG) -> object:
+def _signup(client: Client, email: str = "new@example.com", password: str = STRONG) -> Any:
     return client.post(
         reverse("accounts:signup"),
         {
@@ -50,7 +51,7 @@ def test_signup_creates_user_sends_verification_and_requires_mfa(
     assert not user.email_verified
     assert AuditEvent.objects.filter(action="user.signed_up", actor_id=user.pk).exists()
     assert len(mail.outbox) == 1
-    link = re.search(r"http://\S+/accounts/verify-email/\S+/", mail.outbox[0].body)
+    link = re.search(r"http://\S+/accounts/verify-email/\S+/", str(mail.outbox[0].body))
     assert link is not None
 
     # The session is signed in but not OTP-verified: the home page redirects to enrolment.

@@ -2,6 +2,7 @@ import datetime as dt
 import hashlib
 import re
 import time
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -18,7 +19,7 @@ from tests.factories import TOTPDeviceFactory, totp_now
 pytestmark = pytest.mark.django_db
 
 
-def _create_token(client: APIClient, name: str = "phone") -> dict[str, object]:
+def _create_token(client: APIClient, name: str = "phone") -> dict[str, Any]:
     response = client.post(reverse("accounts_api:tokens"), {"name": name}, format="json")
     assert response.status_code == 201, response.content
     return response.json()
@@ -123,7 +124,7 @@ def test_password_reset_does_not_bypass_mfa(user: User, verified_client: Client)
     client = Client()
     client.post(reverse("accounts:password-reset"), {"email": user.email})
     assert len(mail.outbox) == 1
-    link = re.search(r"https?://\S+/accounts/reset/\S+/", mail.outbox[0].body)
+    link = re.search(r"https?://\S+/accounts/reset/\S+/", str(mail.outbox[0].body))
     assert link is not None
     form_page = client.get(urlparse(link.group(0)).path, follow=True)
     new_password = "Fresh-Lantern-Harbor-19"

@@ -22,7 +22,7 @@ def _seed(n: int = 5) -> list[AuditEvent]:
     ]
 
 
-def _without_triggers(sql: str, params: list[object] | None = None) -> None:
+def _without_triggers(sql: str, params: list[str] | None = None) -> None:
     """What a DBA with superuser rights could do: bypass the append-only triggers."""
     with connection.cursor() as cur:
         cur.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER USER")
