@@ -30,6 +30,13 @@ class TokenCreatedOutput(serializers.Serializer[Any]):
     token = serializers.CharField(help_text="The secret. Shown only in this response.")
 
 
+class ApiLoginInput(serializers.Serializer[Any]):
+    email = serializers.EmailField()
+    password = serializers.CharField(trim_whitespace=False)
+    otp = serializers.CharField(max_length=16)
+    token_name = serializers.CharField(max_length=80, default="Mobile app")
+
+
 class ApiLoginView(APIView):
     """Exchange email + password + authenticator code for an API token (one step for apps)."""
 
@@ -37,15 +44,9 @@ class ApiLoginView(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
-    class Input(serializers.Serializer[Any]):
-        email = serializers.EmailField()
-        password = serializers.CharField(trim_whitespace=False)
-        otp = serializers.CharField(max_length=16)
-        token_name = serializers.CharField(max_length=80, default="Mobile app")
-
-    @extend_schema(request=Input, responses={201: TokenCreatedOutput})
+    @extend_schema(request=ApiLoginInput, responses={201: TokenCreatedOutput})
     def post(self, request: Request) -> Response:
-        data = self.Input(data=request.data)
+        data = ApiLoginInput(data=request.data)
         data.is_valid(raise_exception=True)
         token, raw = services.auth_api_login(request=request._request, **data.validated_data)
         body = TokenOutput(token).data | {"token": raw}
@@ -83,24 +84,25 @@ class MeView(APIView):
         )
 
 
-class TokenListCreateView(APIView):
-    class Input(serializers.Serializer[Any]):
-        name = serializers.CharField(max_length=80)
-        ttl_days = serializers.IntegerField(min_value=1, max_value=365, required=False)
+class TokenCreateInput(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=80)
+    ttl_days = serializers.IntegerField(min_value=1, max_value=365, required=False)
 
+
+class TokenListCreateView(APIView):
     @extend_schema(responses=TokenOutput(many=True))
     def get(self, request: Request) -> Response:
         tokens = selectors.user_api_tokens(user=request.user)  # type: ignore[arg-type]
         return Response(TokenOutput(tokens, many=True).data)
 
-    @extend_schema(request=Input, responses={201: TokenCreatedOutput})
+    @extend_schema(request=TokenCreateInput, responses={201: TokenCreatedOutput})
     def post(self, request: Request) -> Response:
         if not isinstance(request.successful_authenticator, SessionAuthentication):
             raise Forbidden(
                 "API tokens can only be created from a signed-in, OTP-verified session.",
                 code="session_required",
             )
-        data = self.Input(data=request.data)
+        data = TokenCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         token, raw = services.api_token_create(request=request._request, **data.validated_data)
         return Response(TokenOutput(token).data | {"token": raw}, status=status.HTTP_201_CREATED)
