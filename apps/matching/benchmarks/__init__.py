@@ -1,0 +1,1 @@
+"""Benchmarks for the matching engine (see engine_bench.py)."""
