@@ -49,6 +49,11 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.kyc",
     "apps.instruments",
+    "apps.orders",
+    "apps.portfolio",
+    "apps.matching",
+    "apps.ledger",
+    "apps.funding",
     "apps.ops",
 ]
 
@@ -276,3 +281,60 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Ledger and funding ------------------------------------------------------------------------
+# Dotted path of the apps.funding.gateways.PaymentGateway subclass used for deposits and payouts
+# (loaded at call time). The simulated gateway fails any amount whose cents are .13.
+PAYMENT_GATEWAY = env_str("PAYMENT_GATEWAY", "apps.funding.gateways.SimulatedGateway")
+# Withdrawals strictly above this amount (in the withdrawal's currency, decimal string) wait for
+# WITHDRAWAL_APPROVALS_REQUIRED approvals by distinct staff users in the admin (maker-checker).
+WITHDRAWAL_APPROVAL_THRESHOLD = env_str("WITHDRAWAL_APPROVAL_THRESHOLD", "10000")
+# Per-currency overrides of the threshold, e.g. "BTC=0.5,EUR=9000".
+WITHDRAWAL_APPROVAL_THRESHOLDS: dict[str, str] = {
+    code.strip().upper(): value.strip()
+    for code, _, value in (i.partition("=") for i in env_list("WITHDRAWAL_APPROVAL_THRESHOLDS"))
+    if value.strip()
+}
+# At least 2: the approvals come from that many different staff users (never the requester).
+WITHDRAWAL_APPROVALS_REQUIRED = max(2, env_int("WITHDRAWAL_APPROVALS_REQUIRED", 2))
+# Deposits/withdrawals whose background step has not run after this long are re-enqueued (the
+# broker may have been down when the transaction committed).
+FUNDING_RESUME_AFTER_SECONDS = env_int("FUNDING_RESUME_AFTER_SECONDS", 300)
+CELERY_BEAT_SCHEDULE["funding-resume-stalled"] = {
+    "task": "apps.funding.tasks.funding_resume_stalled_task",
+    "schedule": timedelta(minutes=5),
+}
+
+# --- Matching worker ---------------------------------------------------------------------------
+# `manage.py run_matcher` (Procfile: matcher) runs one shard's worker; see apps/matching/protocol.py
+# for the Redis keys and apps/matching/worker/runner.py for durability. Journal and snapshots of
+# shard N live in MATCHER_JOURNAL_DIR/shard-N: a local disk with working fsync, backed up; losing
+# it loses the order books.
+MATCHER_JOURNAL_DIR = env_str("MATCHER_JOURNAL_DIR", str(BASE_DIR / "var" / "matcher"))
+# Symbols are spread over shards by crc32(symbol) % MATCHER_SHARDS; a worker refuses to start on
+# a journal written with another count (moving books between shards is not automatic).
+MATCHER_SHARDS = env_int("MATCHER_SHARDS", 1)
+MATCHER_SHARD = env_int("MATCHER_SHARD", 0)  # run_matcher's default --shard
+# CPU the worker pins itself to (-1: not pinned). Keep it off the CPUs Redis and web use.
+MATCHER_CPU = env_int("MATCHER_CPU", -1)
+MATCHER_SNAPSHOT_INTERVAL = env_int("MATCHER_SNAPSHOT_INTERVAL", 300)  # seconds
+MATCHER_SNAPSHOT_EVERY = env_int("MATCHER_SNAPSHOT_EVERY", 1_000_000)  # commands
+# Applied command ids remembered for de-duplication (~130 bytes each), at most 24 h.
+MATCHER_DEDUPE_IDS = env_int("MATCHER_DEDUPE_IDS", 1_000_000)
+# Approximate cap on output stream entries (each holds one batch's events); 0 = never trim.
+MATCHER_OUT_MAXLEN = env_int("MATCHER_OUT_MAXLEN", 1_000_000)
+MATCHER_PREFIX = env_str("MATCHER_PREFIX", "matcher")  # Redis keys <prefix>:in:<shard> ...
+MATCHER_MD_PREFIX = env_str("MATCHER_MD_PREFIX", "md")  # market data channels md:<SYMBOL>
+# /healthz/matcher answers 503 when a worker has not reported for this long.
+MATCHER_HEALTH_STALE_SECONDS = env_int("MATCHER_HEALTH_STALE_SECONDS", 5)
+SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^healthz/matcher$"]
+
+# --- API rate limits ---------------------------------------------------------------------------
+# REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] above, counted per user (per client address when
+# anonymous) in fixed windows in Redis; over the limit the API answers 429 {"code": "throttled"}
+# with Retry-After. Format "<count>/<s|min|h|day>" (e.g. "20/s", "100/10s"); empty disables.
+#   API_RATE_USER              every signed-in API request               (default 1200/min)
+#   API_RATE_ANON              anonymous requests reaching a view: login (default 60/min)
+#   API_RATE_ORDERS_BURST      order place / cancel / replace per second (default 20/s)
+#   API_RATE_ORDERS_SUSTAINED  order place / cancel / replace per minute (default 600/min)
+# Daily order counts are a risk limit per tier (RiskTier.daily_order_limit), not a rate limit.

@@ -9,6 +9,8 @@ harden_admin_site(admin.site)
 api_v1 = [
     path("", include("apps.accounts.api_urls")),
     path("kyc/", include("apps.kyc.api_urls")),
+    path("", include("apps.ledger.api_urls")),
+    path("funding/", include("apps.funding.api_urls")),
 ]
 
 urlpatterns = [
