@@ -239,6 +239,17 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "apps.common.exception_handler.api_exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Per-user rate limits (apps/common/throttling.py; see "API rate limits" at the end).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "apps.common.throttling.UserRateThrottle",
+        "apps.common.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env_str("API_RATE_USER", "1200/min"),
+        "anon": env_str("API_RATE_ANON", "60/min"),
+        "orders_burst": env_str("API_RATE_ORDERS_BURST", "20/s"),
+        "orders_sustained": env_str("API_RATE_ORDERS_SUSTAINED", "600/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Brokerage API",
@@ -305,6 +316,18 @@ CELERY_BEAT_SCHEDULE["funding-resume-stalled"] = {
     "schedule": timedelta(minutes=5),
 }
 
+# --- Settlement --------------------------------------------------------------------------------
+# `manage.py run_outbox_relay` (Procfile: relay) publishes committed matcher commands from the
+# transactional outbox (apps/orders/relay.py); `manage.py run_settlement --shard N` (Procfile:
+# settlement) applies shard N's matcher events to orders, fills, cash and positions
+# (apps/settlement/services.py). Commissions come from the users' risk tiers (admin).
+OUTBOX_RELAY_BATCH = env_int("OUTBOX_RELAY_BATCH", 500)  # commands per transaction
+OUTBOX_RELAY_POLL_MS = env_int("OUTBOX_RELAY_POLL_MS", 1000)  # poll when no NOTIFY came
+OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 7)  # published rows kept this long
+SETTLEMENT_BATCH_EVENTS = env_int("SETTLEMENT_BATCH_EVENTS", 500)  # events per transaction
+# DAY orders expire at their calendar's session close: every minute, an end_of_session command
+# is enqueued (once, idempotent id) for each instrument whose session closed.
+
 # --- Matching worker ---------------------------------------------------------------------------
 # `manage.py run_matcher` (Procfile: matcher) runs one shard's worker; see apps/matching/protocol.py
 # for the Redis keys and apps/matching/worker/runner.py for durability. Journal and snapshots of
@@ -338,3 +361,11 @@ SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^healthz/matcher$"]
 #   API_RATE_ORDERS_BURST      order place / cancel / replace per second (default 20/s)
 #   API_RATE_ORDERS_SUSTAINED  order place / cancel / replace per minute (default 600/min)
 # Daily order counts are a risk limit per tier (RiskTier.daily_order_limit), not a rate limit.
+
+# --- OpenAPI enum names of the trading API (several components have "status" / "side" fields) --
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    "OrderStatusEnum": "apps.orders.models.OrderStatus",
+    "OrderSideEnum": "apps.orders.models.Side",
+    "InstrumentStatusEnum": "apps.instruments.models.InstrumentStatus",
+    "PositionSideEnum": [("long", "Long"), ("short", "Short")],
+}

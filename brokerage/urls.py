@@ -11,6 +11,9 @@ api_v1 = [
     path("kyc/", include("apps.kyc.api_urls")),
     path("", include("apps.ledger.api_urls")),
     path("funding/", include("apps.funding.api_urls")),
+    path("", include("apps.instruments.api_urls")),
+    path("", include("apps.orders.api_urls")),
+    path("", include("apps.portfolio.api_urls")),
 ]
 
 urlpatterns = [

@@ -98,9 +98,14 @@ def orders_for(
 
 
 def order_for(
-    *, user: User, order_id: uuid.UUID | str | None = None, client_order_id: str | None = None
+    *,
+    user: User,
+    order_id: uuid.UUID | str | None = None,
+    client_order_id: str | None = None,
+    with_events: bool = False,
 ) -> Order | None:
-    """One of the user's orders by id or client_order_id (None when absent or someone else's)."""
+    """One of the user's orders by id or client_order_id (None when absent or someone else's,
+    or when `order_id` is not a UUID); `with_events` prefetches its transition log."""
     orders = Order.objects.filter(user=user).select_related("instrument")
     if order_id is not None:
         try:
@@ -111,7 +116,9 @@ def order_for(
         orders = orders.filter(client_order_id=client_order_id)
     else:
         return None
-    return orders.prefetch_related("events").first()
+    if with_events:
+        orders = orders.prefetch_related("events")
+    return orders.first()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +140,7 @@ def instrument_last_trade(*, instrument: Instrument) -> LastTrade | None:
     return None if row is None else LastTrade(price=row[0], executed_at=row[1])
 
 
-def instruments_reference_prices(
-    *, instruments: Iterable[Instrument]
-) -> dict[int, Decimal | None]:
+def instruments_reference_prices(*, instruments: Iterable[Instrument]) -> dict[int, Decimal | None]:
     """`instrument_reference_price` for many instruments in one query: instrument id -> last
     settled trade price, else the instrument's reference price."""
     from apps.portfolio.models import Fill

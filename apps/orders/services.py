@@ -160,7 +160,7 @@ def _engine_new_order(order: Order, grid: EngineInstrument) -> dict[str, Any]:
         "symbol": grid.symbol,
         "side": order.side,
         "order_type": engine_type,
-        "tif": tif,
+        "tif": str(tif).upper(),  # the engine's TIFs are upper case: GTC, DAY, IOC, FOK
         "qty": grid.qty_to_lots(order.quantity),
         "price": grid.price_to_ticks(price) if price is not None else None,
         "stop_price": grid.price_to_ticks(stop) if stop is not None else None,
@@ -216,7 +216,7 @@ def order_place(
     _on_grid(request, grid)
     now = now or timezone.now()
     try:
-        return _place_locked(user, request, fingerprint, instrument, grid, ip, now), True
+        return _place_locked(user, request, fingerprint, instrument, grid, ip, now)
     except IntegrityError:
         existing = Order.objects.filter(user=user, client_order_id=request.client_order_id).first()
         if existing is None:
@@ -252,12 +252,18 @@ def _place_locked(
     grid: EngineInstrument,
     ip: str | None,
     now: dt.datetime,
-) -> Order:
+) -> tuple[Order, bool]:
     limits = risk_limits_for(user=user)
     eligibility = trading_eligibility(user=user)
     with transaction.atomic():
         account = cash_account_get_or_create(user=user, currency=instrument.currency)
         account = cash_accounts_lock(account_ids=[account.pk])[account.pk]
+        # A concurrent retry of this client_order_id waited on that lock until the original
+        # committed: answer with the original, not with a risk check against the cash the
+        # original has just reserved (that would reject a retry of an accepted order).
+        existing = Order.objects.filter(user=user, client_order_id=req.client_order_id).first()
+        if existing is not None:
+            return _same_or_conflict(existing, fingerprint), False
         position = None
         position_available = Decimal(0)
         if req.side == Side.SELL:
@@ -346,7 +352,7 @@ def _place_locked(
             shard=order.shard,
             payload=_engine_new_order(order, grid),
         )
-    return order
+    return order, True
 
 
 def _owned_order_locked(user: User, order_id: uuid.UUID | str) -> Order:
