@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "apps.instruments",
     "apps.orders",
     "apps.portfolio",
+    "apps.settlement",
     "apps.matching",
     "apps.ledger",
     "apps.funding",
@@ -327,6 +328,10 @@ OUTBOX_RETENTION_DAYS = env_int("OUTBOX_RETENTION_DAYS", 7)  # published rows ke
 SETTLEMENT_BATCH_EVENTS = env_int("SETTLEMENT_BATCH_EVENTS", 500)  # events per transaction
 # DAY orders expire at their calendar's session close: every minute, an end_of_session command
 # is enqueued (once, idempotent id) for each instrument whose session closed.
+CELERY_BEAT_SCHEDULE["settlement-session-close"] = {
+    "task": "apps.settlement.tasks.session_close_enqueue_task",
+    "schedule": timedelta(minutes=1),
+}
 
 # --- Matching worker ---------------------------------------------------------------------------
 # `manage.py run_matcher` (Procfile: matcher) runs one shard's worker; see apps/matching/protocol.py

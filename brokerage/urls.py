@@ -20,6 +20,7 @@ urlpatterns = [
     path("", include("apps.accounts.urls")),
     path("kyc/", include("apps.kyc.urls")),
     path("", include("apps.ops.urls")),
+    path("", include("apps.matching.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

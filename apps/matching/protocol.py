@@ -27,14 +27,23 @@ Input entry (``XADD <p>:in:<shard> * id <command id> cmd <json>``), written by
   within its de-duplication window: the last 1,000,000 applied ids and at most 24 h (both
   configurable). Beyond it the engine still refuses a duplicate *order id*, so a very late
   duplicate ``new_order`` only produces a ``rejected`` event.
-* ``cmd``: compact JSON object of ``apps.matching.engine.command_to_dict(command)`` (``command``
-  = ``new_order`` / ``cancel`` / ``replace`` / ``end_of_session`` / ``add_instrument``, prices in
-  ticks, quantities in lots, sizes as decimal strings). ``ts`` may be omitted and is ignored:
-  the worker stamps every command of a batch with the wall-clock time (ns) at which it
-  journals the batch, and the journal stores that stamp, so replay is deterministic. Unknown
-  keys or malformed JSON make a command invalid: it is journaled and answered with a
-  ``rejected`` event (reason ``INVALID_COMMAND``), never silently dropped. An entry without an
-  ``id`` is keyed ``stream:<entry id>``.
+* ``cmd``: the command as compact JSON, in either of two forms (prices in ticks, quantities in
+  lots, tick/lot sizes as decimal strings):
+
+  - object: ``apps.matching.engine.command_to_dict(command)``, e.g.
+    ``{"command":"cancel","order_id":"o1","account":"a1"}``;
+  - positional (what ``command_enqueue`` sends: it parses ~2.5x faster, which is a third of the
+    worker's CPU per order): ``[name, field, ...]`` with the fields of ``COMMAND_FIELDS[name]``
+    in that order; trailing optional fields may be left out, e.g. ``["cancel","o1","a1"]``,
+    ``["new_order","o2","a1","AAPL","buy","limit","GTC",10,18950]``.
+
+  ``command`` / ``name`` is ``new_order``, ``cancel``, ``replace``, ``end_of_session`` or
+  ``add_instrument``. ``ts`` may be present in the object form and is ignored: the worker
+  stamps every command of a batch with the wall-clock time (ns) at which it journals the
+  batch, and the journal stores that stamp, so replay is deterministic. Unknown keys, a wrong
+  number of fields, or malformed JSON make a command invalid: it is journaled and answered
+  with a ``rejected`` event (reason ``INVALID_COMMAND``), never silently dropped. An entry
+  without an ``id`` is keyed ``stream:<entry id>``.
 * Other fields are ignored.
 
 Output entry (``<p>:out:<shard>``), one or more per input batch:
@@ -60,11 +69,14 @@ depth update per symbol per 50 ms (BBO and trades are never conflated).
 
 Health hash fields (strings): ``state`` (recovering/running/stopping/stopped), ``pid``, ``host``,
 ``cpu``, ``shard``, ``shards``, ``last_seq``, ``last_input_id``, ``input_lag`` (entries not yet
-delivered to the group, from XINFO GROUPS), ``pending`` (delivered, not yet acknowledged),
-``ops_per_s`` / ``events_per_s`` (over the last interval), ``commands`` (applied since start),
-``duplicates``, ``last_snapshot_at`` (unix s), ``last_snapshot_seq``, ``journal_bytes``,
-``started_at``, ``updated_at`` (unix s), and at a clean stop ``state_hash`` (engine state
-sha256).
+delivered to the group, from XINFO GROUPS; approximated from XLEN on Redis < 7), ``pending``
+(delivered, not yet acknowledged), ``ops_per_s`` / ``events_per_s`` (over the last interval),
+``wait_read`` / ``wait_sync`` / ``wait_publish`` (share of the last interval spent waiting for
+input replies, for fdatasync after matching, for the publish round trip),
+``commands`` (applied since start), ``commands_total`` (since the journal began),
+``duplicates``, ``batches``, ``last_snapshot_at`` (unix s), ``last_snapshot_seq``,
+``journal_bytes``, ``started_at``, ``updated_at`` (unix s), and at a clean stop ``state_hash``
+(sha256 of the engine's canonical snapshot).
 """
 
 from __future__ import annotations
@@ -134,20 +146,83 @@ def instrument_command_id(symbol: str, tick_size: object, lot_size: object) -> s
     return f"instrument:{symbol}:{tick_size}:{lot_size}"
 
 
-def encode_command(command: Command | Mapping[str, Any]) -> bytes:
-    """Compact JSON of a command (dataclass or ``command_to_dict`` form), without ``ts``."""
+# Positional form: the fields after the name, in order; the first ``required`` are mandatory.
+COMMAND_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "new_order": (
+        "order_id",
+        "account",
+        "symbol",
+        "side",
+        "order_type",
+        "tif",
+        "qty",
+        "price",
+        "stop_price",
+        "stp",
+        "protection",
+    ),
+    "cancel": ("order_id", "account"),
+    "replace": ("order_id", "account", "new_qty", "new_price", "new_stop_price"),
+    "end_of_session": ("symbol",),
+    "add_instrument": ("symbol", "tick_size", "lot_size"),
+}
+COMMAND_REQUIRED: Final[dict[str, int]] = {
+    "new_order": 7,
+    "cancel": 1,
+    "replace": 1,
+    "end_of_session": 0,
+    "add_instrument": 3,
+}
+# Defaults of the optional fields (what an omitted trailing field means).
+COMMAND_DEFAULTS: Final[dict[str, Any]] = {"stp": "none"}
+
+
+def encode_command(command: Command | Mapping[str, Any], *, positional: bool = True) -> bytes:
+    """Compact JSON of a command (dataclass or ``command_to_dict`` form), without ``ts``:
+    positional by default, the object form with ``positional=False``."""
     data = dict(command) if isinstance(command, Mapping) else command_to_dict(command)
     data.pop("ts", None)
-    if "command" not in data:
-        raise ValueError("a command needs its 'command' name")
+    name = data.get("command")
+    if name not in COMMAND_FIELDS:
+        raise ValueError(f"unknown command {name!r}")
+    if positional:
+        fields = COMMAND_FIELDS[name]
+        unknown = set(data) - {"command", *fields}
+        if unknown:
+            raise ValueError(f"unknown {name} fields: {sorted(unknown)}")
+        values = [data.get(f, COMMAND_DEFAULTS.get(f)) for f in fields]
+        keep = len(values)
+        while keep > COMMAND_REQUIRED[name] and values[keep - 1] == COMMAND_DEFAULTS.get(
+            fields[keep - 1]
+        ):
+            keep -= 1
+        return json.dumps([name, *values[:keep]], separators=(",", ":")).encode("ascii")
     return json.dumps(data, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
-def encode_command_entry(command_id: str, command: Command | Mapping[str, Any]) -> dict[str, bytes]:
+def command_as_dict(data: Any) -> dict[str, Any]:
+    """Either form of a decoded ``cmd`` as the object form (for readers and tests)."""
+    if isinstance(data, dict):
+        return data
+    if isinstance(data, list) and data and data[0] in COMMAND_FIELDS:
+        fields = COMMAND_FIELDS[data[0]]
+        if COMMAND_REQUIRED[data[0]] <= len(data) - 1 <= len(fields):
+            out = {"command": data[0]}
+            out.update(zip(fields, data[1:], strict=False))
+            return out
+    raise ValueError(f"not a command: {data!r}")
+
+
+def encode_command_entry(
+    command_id: str, command: Command | Mapping[str, Any], *, positional: bool = True
+) -> dict[str, bytes]:
     """The fields of an input stream entry."""
     if not valid_command_id(command_id):
         raise ValueError(f"invalid command id {command_id!r}: 1-{COMMAND_ID_MAX} visible ASCII")
-    return {"id": command_id.encode("ascii"), "cmd": encode_command(command)}
+    return {
+        "id": command_id.encode("ascii"),
+        "cmd": encode_command(command, positional=positional),
+    }
 
 
 def decode_command_entry(fields: Mapping[bytes | str, Any]) -> tuple[str | None, dict[str, Any]]:
@@ -156,9 +231,7 @@ def decode_command_entry(fields: Mapping[bytes | str, Any]) -> tuple[str | None,
     raw = norm.get("cmd")
     if raw is None:
         raise ValueError("entry has no cmd field")
-    data = json.loads(raw)
-    if not isinstance(data, dict):
-        raise ValueError("cmd is not a JSON object")
+    data = command_as_dict(json.loads(raw))
     cid = norm.get("id")
     return (None if cid is None else _text(cid)), data
 
@@ -175,14 +248,15 @@ def command_enqueue(
     command: Command | Mapping[str, Any],
     names: Names = DEFAULT_NAMES,
 ) -> str:
-    """Append one command to a shard's input stream (redis-py client); returns the entry id.
+    """Append one command to a shard's input stream (redis-py client or pipeline); returns the
+    entry id ("" with a pipeline: the id comes with its results).
 
     Sending the same ``command_id`` again (a retry after a timeout, a re-run of a job) is safe:
     the worker applies it once. The command is durable once the worker has journaled it, i.e.
     when its events appear on the output stream.
     """
     entry_id = redis.xadd(names.in_stream(shard), encode_command_entry(command_id, command))
-    return _text(entry_id)
+    return _text(entry_id) if isinstance(entry_id, bytes | str) else ""
 
 
 # ------------------------------------------------------------------------------ output side
@@ -196,8 +270,15 @@ class OutputEntry:
     input_id: str | None
 
 
+# Events are flat tuples of str/int/None/bool: no cycles to guard against, and skipping the
+# check is ~30% of the encoding time of a batch.
+_EVENTS_ENCODER: Final = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=True, check_circular=False
+)
+
+
 def encode_events(events: Sequence[Event]) -> bytes:
-    return json.dumps(events, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return _EVENTS_ENCODER.encode(events).encode("ascii")
 
 
 def decode_output_entry(entry_id: bytes | str, fields: Mapping[bytes | str, Any]) -> OutputEntry:
@@ -259,12 +340,16 @@ def _text(value: bytes | str) -> str:
 
 
 __all__ = [
+    "COMMAND_DEFAULTS",
+    "COMMAND_FIELDS",
+    "COMMAND_REQUIRED",
     "DEFAULT_MD_PREFIX",
     "DEFAULT_NAMES",
     "DEFAULT_PREFIX",
     "GROUP",
     "Names",
     "OutputEntry",
+    "command_as_dict",
     "command_enqueue",
     "decode_command_entry",
     "decode_output_entry",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 BASE_DIR = Path(__file__).resolve().parents[3]
-PROCESSES = ("web", "worker", "beat")
+PROCESSES = ("web", "worker", "beat", "matcher", "relay", "settlement")
 
 
 def procfile() -> dict[str, str]:
