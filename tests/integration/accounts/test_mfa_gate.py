@@ -28,6 +28,7 @@ ALLOWED_BEFORE_OTP = {
     "api-schema",
     "api-docs",
     "healthz",
+    "matcher-healthz",  # orchestrator probe, like /healthz: no user data
 }
 
 
